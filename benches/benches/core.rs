@@ -1,10 +1,11 @@
-//! `Clock::now` through dsp-core's abstraction beside the raw `std` call it wraps, so the cost of
-//! injecting a clock into request-path crates is known.
+//! `Clock::now` through dsp-core's abstraction beside the raw `std` call `SystemClock` wraps, and
+//! the TSC-based `QuantaClock` (feature `quanta`, enabled here through dsp-throttle), so the cost
+//! of injecting a clock into request-path crates is known.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dsp_core::{Clock, DetRng, ManualClock, SystemClock};
+use dsp_core::{Clock, DetRng, ManualClock, QuantaClock, SystemClock};
 
 fn clock_now(c: &mut Criterion) {
     let mut g = c.benchmark_group("Clock::now");
@@ -18,6 +19,10 @@ fn clock_now(c: &mut Criterion) {
     });
     g.bench_function("dsp_core::ManualClock", |b| {
         let clock = ManualClock::new();
+        b.iter(|| black_box(clock.now()))
+    });
+    g.bench_function("dsp_core::QuantaClock", |b| {
+        let clock = QuantaClock::new();
         b.iter(|| black_box(clock.now()))
     });
     let dynamic: Box<dyn Clock> = Box::new(SystemClock::new());
