@@ -25,7 +25,9 @@
 //! A driver:
 //!
 //! 1. MUST call [`Protocol::handle`] for one node from one thread at a time, with a `now` that
-//!    never decreases for the lifetime of that node value.
+//!    never decreases for the lifetime of that node value. Instants are only comparable within
+//!    one incarnation: a protocol MUST NOT persist an [`Instant`] and compare it after a restart
+//!    (a real restart gets a new clock origin).
 //! 2. MUST deliver [`Input::Start`] exactly once, before any other input, each time it constructs
 //!    a node — whether fresh or rebuilt after a crash.
 //! 3. MUST treat all outputs of a node, across calls, as one ordered stream, and MUST NOT carry
@@ -105,7 +107,9 @@ pub enum Input<P: Protocol + ?Sized> {
         /// The request.
         request: P::Request,
     },
-    /// The persist with this id (and every one before it) is durable.
+    /// The persist with this id is durable. Delivered once per persist, in emission order, so
+    /// every persist emitted before it is durable too. Ids are the protocol's own and may
+    /// restart with each incarnation: drivers never deliver a previous incarnation's completions.
     Persisted(PersistId),
 }
 
@@ -191,6 +195,57 @@ impl<P: Protocol + ?Sized> Debug for Output<P> {
                 .field("response", response)
                 .finish(),
             Output::Event(e) => f.debug_tuple("Event").field(e).finish(),
+        }
+    }
+}
+
+impl<P> PartialEq for Input<P>
+where
+    P: Protocol + ?Sized,
+    P::Message: PartialEq,
+    P::Request: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Input::Start, Input::Start) => true,
+            (Input::Message { from: a, msg: x }, Input::Message { from: b, msg: y }) => {
+                a == b && x == y
+            }
+            (Input::Timer(a), Input::Timer(b)) => a == b,
+            (Input::Request { id: a, request: x }, Input::Request { id: b, request: y }) => {
+                a == b && x == y
+            }
+            (Input::Persisted(a), Input::Persisted(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Outputs compare equal when they are the same variant with equal fields, so protocol tests
+/// can assert the exact output stream.
+impl<P> PartialEq for Output<P>
+where
+    P: Protocol + ?Sized,
+    P::Message: PartialEq,
+    P::Persist: PartialEq,
+    P::Response: PartialEq,
+    P::Event: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Output::Send { to: a, msg: x }, Output::Send { to: b, msg: y }) => a == b && x == y,
+            (Output::Persist { id: a, op: x }, Output::Persist { id: b, op: y }) => {
+                a == b && x == y
+            }
+            (Output::SetTimer { timer: a, at: x }, Output::SetTimer { timer: b, at: y }) => {
+                a == b && x == y
+            }
+            (Output::CancelTimer(a), Output::CancelTimer(b)) => a == b,
+            (Output::Reply { id: a, response: x }, Output::Reply { id: b, response: y }) => {
+                a == b && x == y
+            }
+            (Output::Event(a), Output::Event(b)) => a == b,
+            _ => false,
         }
     }
 }

@@ -310,3 +310,29 @@ fn gate_completing_a_later_persist_completes_earlier_ones() {
     assert_eq!(gate.ready().count(), 2);
     assert!(gate.is_idle());
 }
+
+#[test]
+fn outputs_compare_exactly() {
+    let a: Out = Out::Reply {
+        id: RequestId(1),
+        response: Response::Value(1),
+    };
+    assert_eq!(
+        a,
+        Out::Reply {
+            id: RequestId(1),
+            response: Response::Value(1)
+        }
+    );
+    assert_ne!(
+        a,
+        Out::Reply {
+            id: RequestId(1),
+            response: Response::Value(2)
+        }
+    );
+    assert_ne!(a, Out::Event(Event::UnknownPeer(NodeId(1))));
+    let i: Input<PingPong> = Input::Persisted(PersistId(3));
+    assert_eq!(i, Input::Persisted(PersistId(3)));
+    assert_ne!(i, Input::Start);
+}
