@@ -78,7 +78,6 @@ fn main() {
                             println!("  {id} replies to {rid:?}: {response:?}")
                         }
                         Output::Event(e) => println!("  {id} reports {e:?}"),
-                        _ => {}
                     }
                 }
             }

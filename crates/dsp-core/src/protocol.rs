@@ -86,7 +86,9 @@ pub trait Protocol {
 }
 
 /// Something that happened to a node.
-#[non_exhaustive]
+///
+/// Deliberately exhaustive: a protocol must handle every input, so a new variant is a breaking
+/// change that the compiler points out, never one silently ignored by a `_` arm.
 pub enum Input<P: Protocol + ?Sized> {
     /// The node was just constructed (fresh, or rebuilt from its durable state after a crash).
     /// Delivered once, first. Typically arms the node's timers.
@@ -114,7 +116,9 @@ pub enum Input<P: Protocol + ?Sized> {
 }
 
 /// Something a node wants its driver to do.
-#[non_exhaustive]
+///
+/// Deliberately exhaustive: a driver must carry out every output, so a new variant is a
+/// breaking change that the compiler points out, never one silently dropped by a `_` arm.
 pub enum Output<P: Protocol + ?Sized> {
     /// Send `msg` to `to`. Held back until preceding persists are durable.
     Send {

@@ -512,7 +512,6 @@ impl Protocol for Ring {
             Input::Timer(timer) => self.on_timer(now, timer, out),
             Input::Request { id, request } => self.core.answer(id, request, out),
             Input::Persisted(id) => self.core.persisted(id),
-            _ => {}
         }
     }
 }

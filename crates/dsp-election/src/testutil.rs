@@ -27,14 +27,13 @@ pub(crate) fn step<P: Protocol>(node: &mut P, now: Instant, input: Input<P>) -> 
     let mut out = Outputs::new();
     node.handle(now, input, &mut out);
     out.drain()
-        .filter_map(|o| match o {
-            Output::Send { to, msg } => Some(Out::Send(to, msg)),
-            Output::Persist { id, op } => Some(Out::Persist(id, op)),
-            Output::SetTimer { timer, at } => Some(Out::SetTimer(timer, at)),
-            Output::CancelTimer(t) => Some(Out::CancelTimer(t)),
-            Output::Reply { id, response } => Some(Out::Reply(id, response)),
-            Output::Event(e) => Some(Out::Event(e)),
-            _ => None,
+        .map(|o| match o {
+            Output::Send { to, msg } => Out::Send(to, msg),
+            Output::Persist { id, op } => Out::Persist(id, op),
+            Output::SetTimer { timer, at } => Out::SetTimer(timer, at),
+            Output::CancelTimer(t) => Out::CancelTimer(t),
+            Output::Reply { id, response } => Out::Reply(id, response),
+            Output::Event(e) => Out::Event(e),
         })
         .collect()
 }

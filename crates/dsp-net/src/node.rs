@@ -647,7 +647,6 @@ impl<P: NetProtocol> Node<P> {
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 },
-                other => tracing::warn!(node = %self.id, output = ?other, "unknown output ignored"),
             }
         }
         if !persists.is_empty() {

@@ -213,7 +213,6 @@ impl Protocol for Timers {
             }
             Input::Message { from, msg } => out.event(Ev::Got { from, n: msg }),
             Input::Persisted(id) => out.event(Ev::Persisted(id)),
-            _ => {}
         }
     }
 }

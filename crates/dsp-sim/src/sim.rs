@@ -637,7 +637,6 @@ impl<P: Protocol> Sim<P> {
                 self.hash = mix(self.hash, 0xE0 ^ from.0);
                 self.events.push((self.now, from, event));
             }
-            _ => {}
         }
     }
 

@@ -69,7 +69,6 @@ impl Protocol for Node {
                 },
             },
             Input::Persisted(id) => Input::Persisted(id),
-            _ => return,
         };
         self.inner.handle(now, input, &mut self.out);
         for o in self.out.drain() {
@@ -92,7 +91,6 @@ impl Protocol for Node {
                     response: pp::Response::Value(v),
                 } => out.reply(id, v),
                 Output::Event(e) => out.event(e),
-                _ => {}
             }
         }
     }
