@@ -419,8 +419,9 @@ fn parse_manifest(text: &str, dir: PathBuf) -> Result<Crate> {
         if section == "package" && key == "publish" && value == "false" {
             publish = false;
         }
-        // Only normal dependencies order publishing; dev-dependencies may form cycles.
-        if section == "dependencies" {
+        // Dev-dependencies order publishing too: a crate's tests must resolve from the registry
+        // when it is published. (A cycle through dev-dependencies is reported as an error.)
+        if section == "dependencies" || section == "dev-dependencies" {
             let dep = key.split('.').next().unwrap_or(key);
             if dep.starts_with("dsp-") {
                 internal_deps.insert(dep.to_owned());
