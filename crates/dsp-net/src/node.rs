@@ -139,6 +139,7 @@ pub struct NodeHandle<P: Protocol> {
     local_addr: SocketAddr,
     counters: Arc<Counters>,
     stop: Arc<Notify>,
+    fence: Arc<StorageFence>,
     task: JoinHandle<Result<()>>,
 }
 
@@ -209,7 +210,13 @@ impl<P: Protocol> NodeHandle<P> {
     /// nothing queued is carried out, connections and the listener close as their tasks see the
     /// node gone. Persists already handed to storage may or may not complete (a real crash
     /// leaves a durable prefix, which is what a restarted node recovers from).
+    ///
+    /// When this returns, the node's storage is quiescent: an append in progress has finished
+    /// (this blocks the calling thread for at most that one append) and nothing of this
+    /// incarnation is appended afterwards, so a node restarted from the same storage is rebuilt
+    /// from a prefix that does not grow behind its back.
     pub fn abort(self) {
+        self.fence.stop();
         self.task.abort();
     }
 
@@ -244,6 +251,40 @@ const INBOUND_BATCH: usize = 64;
 
 type PersistBatch<T> = Vec<(PersistId, T)>;
 type PersistDone = Result<Vec<PersistId>>;
+
+/// Keeps a dead incarnation's storage quiescent. The storage thread appends only while holding
+/// the lock and only if the node has not been stopped; [`StorageFence::stop`] takes the lock, so
+/// once it returns no append is in progress and none will start. Without it, an aborted (or
+/// panicked) node's storage thread could finish appends after a new incarnation loaded the same
+/// storage, and interleave them with that incarnation's own (rules 4 and 7).
+#[derive(Debug, Default)]
+struct StorageFence {
+    stopped: std::sync::Mutex<bool>,
+}
+
+impl StorageFence {
+    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for an append in progress, then forbids any further one.
+    fn stop(&self) {
+        *self.lock() = true;
+    }
+}
+
+/// Stops the storage fence when the node value is dropped, whether the task ended, was aborted or
+/// panicked.
+#[derive(Debug)]
+struct StopOnDrop(Arc<StorageFence>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 /// Spawns a node on the current tokio runtime and returns its handle and its events.
 ///
@@ -318,11 +359,13 @@ where
 
     let (persist_tx, persist_rx) = mpsc::unbounded_channel::<PersistBatch<P::Persist>>();
     let (done_tx, done_rx) = mpsc::unbounded_channel::<PersistDone>();
+    let fence = Arc::new(StorageFence::default());
+    let worker_fence = Arc::clone(&fence);
     // A plain thread rather than `spawn_blocking`: a long-lived blocking task would stop paused
     // tokio time from auto-advancing in tests.
     std::thread::Builder::new()
         .name(format!("dsp-net-storage-{}", config.id))
-        .spawn(move || storage_worker(storage, persist_rx, done_tx))?;
+        .spawn(move || storage_worker(storage, persist_rx, done_tx, &worker_fence))?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(config.command_queue);
     let stop = Arc::new(Notify::new());
@@ -350,6 +393,7 @@ where
         counters: Arc::clone(&counters),
         config: Arc::clone(&config),
         stop: Arc::clone(&stop),
+        _fence: StopOnDrop(Arc::clone(&fence)),
     };
     let task = tokio::spawn(node.run(cmd_rx, inbound_rx, done_rx, shutdown_tx, tasks));
     let handle = NodeHandle {
@@ -358,17 +402,20 @@ where
         local_addr,
         counters,
         stop,
+        fence,
         task,
     };
     Ok((handle, event_rx))
 }
 
 /// Appends persist batches in order, coalescing whatever is queued into one append (group
-/// commit), and reports completions. Stops at the first failure.
+/// commit), and reports completions. Stops at the first failure, and as soon as `fence` is
+/// stopped (the node is gone).
 fn storage_worker<T, S: Storage<T>>(
     mut storage: S,
     mut rx: mpsc::UnboundedReceiver<PersistBatch<T>>,
     done: mpsc::UnboundedSender<PersistDone>,
+    fence: &StorageFence,
 ) {
     let mut ids = Vec::new();
     let mut ops = Vec::new();
@@ -380,7 +427,13 @@ fn storage_worker<T, S: Storage<T>>(
             ids.push(id);
             ops.push(op);
         }
-        match storage.append(&ops) {
+        let stopped = fence.lock();
+        if *stopped {
+            return;
+        }
+        let appended = storage.append(&ops);
+        drop(stopped);
+        match appended {
             Ok(()) => {
                 ops.clear();
                 if done.send(Ok(std::mem::take(&mut ids))).is_err() {
@@ -417,6 +470,8 @@ struct Node<P: NetProtocol> {
     config: Arc<NetConfig>,
     /// Signalled by [`NodeHandle::shutdown`].
     stop: Arc<Notify>,
+    /// Dropped with the node value: its storage thread appends nothing afterwards.
+    _fence: StopOnDrop,
 }
 
 impl<P: NetProtocol> Node<P> {

@@ -145,10 +145,12 @@ impl<T> fmt::Debug for FileStorage<T> {
 }
 
 impl<T> FileStorage<T> {
-    /// Opens (creating if needed) the file at `path`. Records up to 64 MiB are accepted.
+    /// Opens (creating if needed) the file at `path`, and syncs its directory so that the file
+    /// itself survives a power loss (an `fsync` of a new file does not make its directory entry
+    /// durable). Records up to 64 MiB are accepted.
     ///
     /// # Errors
-    /// [`Error::Io`] if the file cannot be opened.
+    /// [`Error::Io`] if the file cannot be opened or its directory cannot be synced.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file = OpenOptions::new()
@@ -156,6 +158,7 @@ impl<T> FileStorage<T> {
             .append(true)
             .create(true)
             .open(&path)?;
+        sync_parent_dir(&path)?;
         Ok(Self {
             path,
             file,
@@ -169,6 +172,22 @@ impl<T> FileStorage<T> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Makes the directory entry of `path` durable (on Unix; elsewhere directories cannot be synced
+/// this way and this does nothing).
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Storage<T> for FileStorage<T> {

@@ -417,9 +417,12 @@ fn history_rejects_inconsistent_operations() {
 
 /// Generates a register history from `clients` concurrent clients. Each operation takes effect
 /// at a random instant inside its interval, against a real register; with `stale_rate > 0`,
-/// reads sometimes return the value from before the last write that had completed before the
-/// read was called (a stale read, always a violation because values are unique). Returns the
-/// history and how many stale reads were injected.
+/// reads sometimes return a value overwritten by a write that had completed before the read was
+/// called, where that write was itself called after the overwritten value's write returned (or
+/// the value is the initial one), so every linearization puts the overwrite between the two: a
+/// stale read, always a violation because values are unique. (Without the second condition the
+/// two writes may be concurrent and linearize in either order, and the "stale" read is fine.)
+/// Returns the history and how many stale reads were injected.
 fn generate(seed: u64, clients: u64, ops: usize, stale_rate: f64) -> (RegHistory, usize) {
     let mut rng = DetRng::from_seed(seed);
     // (call, effect, ret, client, is_write)
@@ -435,15 +438,18 @@ fn generate(seed: u64, clients: u64, ops: usize, stale_rate: f64) -> (RegHistory
     }
     plan.sort_by_key(|p| p.1);
     let mut value = 0u64;
+    // When the write of the current value returned (the initial value: before everything).
+    let mut value_ret: Option<u64> = None;
     let mut next_value = 1u64;
-    // (value, the time the write that replaced it returned)
-    let mut replaced: Vec<(u64, u64)> = Vec::new();
+    // (value, when its write returned, when the write that replaced it was called and returned)
+    let mut replaced: Vec<(u64, Option<u64>, u64, u64)> = Vec::new();
     let mut records = Vec::new();
     let mut injected = 0;
     for &(call, _, ret, c, is_write) in &plan {
         if is_write {
-            replaced.push((value, ret));
+            replaced.push((value, value_ret, call, ret));
             value = next_value;
+            value_ret = Some(ret);
             next_value += 1;
             records.push((
                 call,
@@ -455,7 +461,10 @@ fn generate(seed: u64, clients: u64, ops: usize, stale_rate: f64) -> (RegHistory
         } else {
             let mut seen = value;
             if rng.gen_bool(stale_rate)
-                && let Some(&(old, _)) = replaced.iter().rev().find(|&&(_, r)| r < call)
+                && let Some(&(old, ..)) =
+                    replaced.iter().rev().find(|&&(_, old_ret, w_call, w_ret)| {
+                        w_ret < call && old_ret.is_none_or(|o| o < w_call)
+                    })
             {
                 seen = old;
                 injected += 1;
