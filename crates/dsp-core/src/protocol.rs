@@ -45,9 +45,17 @@
 //!    equal timer. Timers do not survive a crash. Timer outputs are not held back by rule 3.
 //! 7. On restart after a crash, MUST rebuild the node from exactly its durable persists, in order
 //!    (how is the protocol's constructor's business: typically a `recover` function that folds
-//!    them). Nothing else survives: not volatile state, not timers, not queued messages.
+//!    them). Nothing else survives: not volatile state, not timers, not queued messages. Before
+//!    it loads the durable persists for a new incarnation, the driver MUST have stopped every
+//!    effect of the old one: no write, send, reply or timer of a dead incarnation may land after
+//!    its successor has started (an in-process "crash" must fence its storage writer too).
 //! 8. MAY lose, delay, duplicate and reorder messages, and MAY lose requests and replies (the
-//!    network does); it MUST NOT corrupt or forge them.
+//!    network does); it MUST NOT corrupt or forge them. A client that retries MAY cause the
+//!    same request to arrive more than once under different [`RequestId`]s: a protocol that needs
+//!    at-most-once execution carries a client id and sequence number in the request itself.
+//!
+//! When a persist becomes durable, a driver releases the outputs it held back and delivers
+//! [`Input::Persisted`]; protocols MUST NOT depend on the relative order of those two.
 //!
 //! A protocol:
 //!
