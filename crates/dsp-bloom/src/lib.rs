@@ -1,5 +1,5 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod blocked;
@@ -13,6 +13,9 @@ mod hash;
 mod scalable;
 #[cfg(feature = "serde")]
 mod serde_impl;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod simd;
 
 pub use blocked::BlockedBloomFilter;
 pub use classic::BloomFilter;
