@@ -15,9 +15,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  ci                       everything CI checks: fmt, clippy (all targets, -D warnings; this is
-                           also the compile check of every bench), tests with doctests, docs with
-                           warnings denied, and the loom models
+  ci                       everything CI checks: fmt; clippy -D warnings on all targets with all
+                           features (also the compile check of every bench) and on the libraries
+                           with default features; tests with doctests and docs with warnings
+                           denied (all features); the loom models
   loom [crate]             the loom models (all crates that have them, or one)
   bench [crate] [filter]   criterion groups in benches/ (all, or the group named after a crate,
                            optionally filtered by benchmark id)
@@ -198,11 +199,14 @@ fn cargo_with(args: &[&str]) -> Command {
 
 fn ci() -> Result {
     exec(cargo_with(&["fmt", "--all", "--", "--check"]), &[])?;
+    // Every optional feature is linted, tested and documented: features are additive, and a
+    // feature nobody enables in CI is code nobody tests.
     exec(
         cargo_with(&[
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--locked",
             "--",
             "-D",
@@ -210,9 +214,35 @@ fn ci() -> Result {
         ]),
         &[],
     )?;
-    exec(cargo_with(&["test", "--workspace", "--locked"]), &[])?;
+    // The published libraries also build and lint with their default (minimal) features.
     exec(
-        cargo_with(&["doc", "--workspace", "--no-deps", "--locked"]),
+        cargo_with(&[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "dsp-benches",
+            "--exclude",
+            "xtask",
+            "--lib",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        &[],
+    )?;
+    exec(
+        cargo_with(&["test", "--workspace", "--all-features", "--locked"]),
+        &[],
+    )?;
+    exec(
+        cargo_with(&[
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--locked",
+        ]),
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     loom(None)
